@@ -49,7 +49,7 @@ def render_overlay(
         colour = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
         weight = (alpha * heat)[..., None]
         base = base * (1.0 - weight) + colour.astype(np.float32) * weight
-    rgb = np.ascontiguousarray(np.clip(base, 0, 255).astype(np.uint8))
+    rgb = np.ascontiguousarray(np.clip(np.rint(base), 0, 255).astype(np.uint8))
     scale = min(grey.shape) / 512.0
     thickness = max(1, round(2 * scale))
     font = max(0.35, 0.5 * scale)
@@ -57,7 +57,7 @@ def render_overlay(
     for k, box in enumerate(boxes):
         color = palette[k % len(palette)]
         x0, y0, x1, y1 = (round(float(v)) for v in box[:4])
-        cv2.rectangle(rgb, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), color, thickness, cv2.LINE_AA)
+        cv2.rectangle(rgb, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), color, thickness, cv2.LINE_8)
         if k < len(labels) and labels[k]:
             _label(rgb, labels[k], (x0, y0), color, font, thickness)
     return rgb
