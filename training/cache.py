@@ -47,7 +47,14 @@ class CachedImages:
                 f"{self.path}: no cache there; build it with `python -m training.cache --config ...`"
             )
         self.meta = json.loads(meta_path.read_text())
-        self.labels = np.asarray(self.meta.get("labels", np.zeros((self.meta["count"], 0))), dtype=np.float32)
+        self.paths = [Path(p) for p in self.meta["paths"]]
+        self.label_names = tuple(self.meta["label_names"])
+        labels_path = _labels_path(self.path)
+        self.labels = (
+            np.load(labels_path, allow_pickle=False)
+            if labels_path.is_file()
+            else np.full((len(self), 0), np.nan, np.float32)
+        )
         self._array: np.ndarray | None = None
 
     @property
@@ -99,19 +106,22 @@ def build(
     array.flush()
     del array
     labels = getattr(reader, "labels", None)
+    if labels is not None:
+        np.save(_labels_path(out), np.asarray(labels, dtype=np.float32), allow_pickle=False)
     meta = {
         "count": len(reader),
         "size": size,
         **(source or {}),
         "paths": [str(p) for p in getattr(reader, "paths", [])],
         "label_names": list(getattr(reader, "label_names", [])),
-        "labels": np.nan_to_num(np.asarray(labels, dtype=np.float32), nan=-1.0).tolist()
-        if labels is not None
-        else [],
     }
     tmp.replace(out)
-    out.with_suffix(".json").write_text(json.dumps(meta))
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
     return CachedImages(out)
+
+
+def _labels_path(path: Path) -> Path:
+    return path.with_suffix(".labels.npy")
 
 
 def cache_path(cfg: DataConfig, split: str) -> Path:

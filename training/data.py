@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from .cache import cache_path, open_cached
 from .config import ConfigError, DataConfig, RunConfig
@@ -38,10 +38,7 @@ def split_folder(reader, val_fraction: float) -> dict[str, object]:
     if n_val == 0:
         return {"train": reader}
     order = np.random.default_rng(0).permutation(len(reader))
-    return {
-        "train": Subset(reader, sorted(order[n_val:].tolist())),
-        "val": Subset(reader, sorted(order[:n_val].tolist())),
-    }
+    return {"train": reader.subset(np.sort(order[n_val:])), "val": reader.subset(np.sort(order[:n_val]))}
 
 
 def open_readers(cfg: DataConfig) -> dict[str, object]:

@@ -58,8 +58,10 @@ def outpaint(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def swap_patches(image: np.ndarray, rng: np.random.Generator, attempts: int = 10) -> np.ndarray:
-    """Swap 10 pairs of 10–15 px blocks, read from the undistorted image.
+def swap_patches(
+    image: np.ndarray, rng: np.random.Generator, pairs: int = MAX_BLOCKS, attempts: int = 10
+) -> np.ndarray:
+    """Swap ``pairs`` (10) pairs of 10–15 px blocks, read from the undistorted image.
 
     The official overlap test is ineffective (quirk d); here the two blocks of a pair never overlap
     (positions are redrawn up to ``attempts`` times, then the pair is skipped).
@@ -67,7 +69,7 @@ def swap_patches(image: np.ndarray, rng: np.random.Generator, attempts: int = 10
     out = image.copy()
     h_img, w_img = image.shape
     lo, hi, margin = _px(10, h_img, 1), _px(15, h_img, 1), _px(3, h_img)
-    for _ in range(MAX_BLOCKS):
+    for _ in range(pairs):
         h, w = (int(rng.integers(lo, hi, endpoint=True)) for _ in range(2))
         for _ in range(attempts):
             y1, y2 = _corner(rng, h_img, h, margin), _corner(rng, h_img, h, margin)
