@@ -232,7 +232,22 @@ class Trainer:
         self.best_loss = state["best_loss"]
         set_rng_state(state["rng"])
 
+    def sync_buffers(self) -> None:
+        """Give every process rank 0's buffers (BN running statistics drift apart after each forward).
+
+        DDP already does this at the start of each forward; doing it before validating and saving makes
+        every process hold exactly the state that is evaluated and written.
+        """
+        if self.world == 1:
+            return
+        modules = [self.model] + ([self.disc] if self.disc is not None else [])
+        for module in modules:
+            for buffer in module.buffers():
+                dist.broadcast(buffer)
+
     def save(self, name: str = LAST) -> Path | None:
+        """Write a checkpoint from rank 0 (every process must call this: buffers are synchronised first)."""
+        self.sync_buffers()
         if self.rank != 0:
             return None
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,6 +318,7 @@ class Trainer:
         self.epoch_step = 0
         self.sched.step()
         if val_loader is not None:
+            self.sync_buffers()
             losses = self.validate(val_loader)
             if log:
                 log.write("val", self.epoch, self.step, lr, losses)
