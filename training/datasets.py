@@ -30,28 +30,13 @@ from dira_zoo.errors import DiraZooError
 from dira_zoo.io import find_images, read_image
 from dira_zoo.registry import CHESTXRAY14_LABELS
 
-#: Data-entry file names, in the order they are looked for.
-DATA_ENTRY_NAMES = (
-    "Data_Entry_2017_v2020.csv",
-    "Data_Entry_2017_v2020.csv.gz",
-    "Data_Entry_2017.csv",
-    "Data_Entry_2017.csv.gz",
+from .nih_format import (
+    DATA_ENTRY_NAMES,
+    DIRA_SPLITS,
+    NO_FINDING,
+    OFFICIAL_SPLITS,
 )
-#: The data-entry header exactly as NIH writes it (commas inside the brackets included).
-DATA_ENTRY_HEADER = (
-    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
-    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
-)
-#: The box-list header exactly as NIH writes it (three empty trailing columns).
-BBOX_HEADER = "Image Index,Finding Label,Bbox [x,y,w,h],,,"
-BBOX_NAME = "BBox_List_2017.csv"
-NO_FINDING = "No Finding"
-OFFICIAL_SPLITS = {"trainval": "train_val_list.txt", "test": "test_list.txt"}
-DIRA_SPLITS = {
-    "train": "Xray14_train_official.txt",
-    "val": "Xray14_val_official.txt",
-    "test": "Xray14_test_official.txt",
-}
+
 SPLITS = ("train", "val", "test", "trainval")
 #: Share of the train/val list held out for validation when DiRA's split files are absent
 #: (their val file holds ≈13 % of the train/val images, patient-wise).

@@ -149,19 +149,18 @@ class Pose:
 
 
 class _Canvas:
-    """One image while it is drawn, at three resolutions.
+    """One image while it is drawn: smooth density at a quarter of the size, the rest at half.
 
-    Smooth density at a quarter of the size, bones and vessels at half (they end up soft), and fine
-    detail (cortical edges, lesions, the pleural line) at full size.
+    Only the finished image is brought to full size (with fresh full-resolution noise): drawing at
+    half size costs a quarter and, after upsampling, looks like a radiograph's soft edges.
     """
 
     def __init__(self, anatomy: Anatomy, pose: Pose, size: int) -> None:
         self.a, self.pose, self.size = anatomy, pose, size
-        self.low, self.mid = max(16, size // _LOWRES), max(32, size // 2)
+        self.low, self.mid = min(size, max(64, size // _LOWRES)), min(size, max(128, size // 2))
         self.u, self.v = pose.grid(self.low)
-        self.bones = np.zeros((self.mid, self.mid), np.float32)
+        self.detail = np.zeros((self.mid, self.mid), np.float32)  # bones, lesions, the pleural line
         self.vessels = np.zeros((self.mid, self.mid), np.float32)  # later masked by the aerated lung
-        self.detail = np.zeros((size, size), np.float32)
 
     def fill_low(self, outline: np.ndarray, soften: float = 0.7) -> np.ndarray:
         """A filled anatomical outline as a soft low-resolution mask in [0, 1]."""
@@ -277,7 +276,7 @@ def _ribs(cv: _Canvas, rng: np.random.Generator) -> None:
         (clavicles, 0.22, np.full(2, 0.026)),
     ]
     for lines, value, widths in bones:
-        _draw(cv, cv.bones, lines, np.full(len(lines), value), widths)
+        _draw(cv, cv.detail, lines, np.full(len(lines), value), widths)
         # the cortex: two brighter thin lines along each shaft
         half = np.stack([np.zeros_like(widths), widths / 2], -1)[:, None]
         edges = np.concatenate([lines - half, lines + half])
@@ -328,33 +327,59 @@ def _walks(rng: np.random.Generator, starts: np.ndarray, angles: np.ndarray, ste
     return np.concatenate([starts[:, None], starts[:, None] + np.cumsum(moves, axis=1)], axis=1), heading
 
 
-def _lesion(cv: _Canvas, rng: np.random.Generator, allowed: np.ndarray, label: str):
-    """A nodule (small, round) or a mass (large, lobulated) inside the aerated lung.
+@dataclass(frozen=True)
+class _Lesion:
+    """A nodule or mass: a projected (lobulated) sphere, centre and radius in full-size pixels."""
 
-    Returns the lesion's mask on a local patch and the patch origin (x, y) in pixels.
-    """
-    if label == "Nodule":  # 1-3 % of the image width across
-        radius, amp, lobes = rng.uniform(0.005, 0.015) * cv.size, rng.uniform(0.1, 0.3), 0.0
+    cx: float
+    cy: float
+    radius: float
+    amplitude: float
+    lobes: tuple[tuple[int, float, float], ...]  # (order, relative amplitude, phase)
+
+    def outline(self, theta: np.ndarray) -> np.ndarray:
+        return self.radius * (1 + sum(a * np.cos(k * theta + phase) for k, a, phase in self.lobes))
+
+    def profile(self, side: int, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """Thickness in [0, 1] on the patch of a side×side grid that covers it, and the patch origin."""
+        scale = side / size
+        cx, cy = self.cx * scale, self.cy * scale
+        reach = self.radius * scale * (1 + sum(a for _, a, _ in self.lobes)) + 1
+        x0, y0 = max(0, int(cx - reach)), max(0, int(cy - reach))
+        x1, y1 = min(side, int(cx + reach) + 2), min(side, int(cy + reach) + 2)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        dx, dy = xx + 0.5 - cx, yy + 0.5 - cy
+        r = self.outline(np.arctan2(dy, dx)) * scale
+        return np.sqrt(np.clip(1.0 - (dx * dx + dy * dy) / (r * r), 0.0, None)), (x0, y0)
+
+    def box(self) -> tuple[float, float, float, float]:
+        theta = np.linspace(0, 2 * np.pi, 360, endpoint=False)
+        r = self.outline(theta)
+        xs, ys = self.cx + r * np.cos(theta), self.cy + r * np.sin(theta)
+        return float(xs.min()), float(ys.min()), float(np.ptp(xs)), float(np.ptp(ys))
+
+    def mask(self, size: int) -> np.ndarray:
+        patch, (x0, y0) = self.profile(size, size)
+        full = np.zeros((size, size), bool)
+        full[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] = patch > 0
+        return full
+
+
+def _lesion(cv: _Canvas, rng: np.random.Generator, allowed: np.ndarray, label: str) -> _Lesion:
+    """A nodule (small, round, 1-3 % of the width) or a mass (large, lobulated) inside the aerated lung."""
+    if label == "Nodule":  # at least 1.5 pixels across even in tiny images
+        radius, amp, lobes = max(1.5, rng.uniform(0.005, 0.015) * cv.size), rng.uniform(0.1, 0.3), 0.0
     else:
         radius, amp, lobes = rng.uniform(0.03, 0.06) * cv.size, rng.uniform(0.15, 0.4), 0.13
     inner = cv2.erode((allowed > 0.9).astype(np.uint8), None, iterations=max(1, round(radius / _LOWRES)))
     ys, xs = np.nonzero(inner if inner.any() else allowed > 0.5)
     i = rng.integers(len(xs))
     cx, cy = (xs[i] + rng.random()) * cv.size / cv.low, (ys[i] + rng.random()) * cv.size / cv.low
-    reach = radius * (1 + 3 * lobes) + 2
-    x0, y0 = max(0, int(cx - reach)), max(0, int(cy - reach))
-    x1, y1 = min(cv.size, int(cx + reach) + 1), min(cv.size, int(cy + reach) + 1)
-    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    dx, dy = xx + 0.5 - cx, yy + 0.5 - cy
-    theta = np.arctan2(dy, dx)
-    outline = radius * (
-        1 + sum(lobes * rng.uniform(0.3, 1) * np.cos(k * theta + rng.uniform(0, 7)) for k in (2, 3, 5))
-    )
-    profile = np.sqrt(
-        np.clip(1.0 - (dx * dx + dy * dy) / (outline * outline), 0.0, None)
-    )  # a projected sphere
-    cv.detail[y0:y1, x0:x1] += amp * profile
-    return profile > 0.1, (x0, y0)
+    shape = tuple((k, lobes * rng.uniform(0.3, 1.0), rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
+    lesion = _Lesion(cx, cy, radius, amp, shape if lobes else ())
+    patch, (x0, y0) = lesion.profile(cv.mid, cv.size)
+    cv.detail[y0 : y0 + patch.shape[0], x0 : x0 + patch.shape[1]] += amp * patch
+    return lesion
 
 
 def _effusion(cv: _Canvas, rng: np.random.Generator, side: int, lung: np.ndarray) -> np.ndarray:
@@ -398,10 +423,16 @@ def render(
     *,
     with_masks: bool = False,
 ) -> Phantom:
-    """Draw one image of a patient showing ``labels`` (any subset of :data:`FINDINGS`)."""
+    """Draw one image of a patient showing ``labels`` (any subset of :data:`FINDINGS`).
+
+    Each finding draws from its own stream spawned from ``rng``, so the same ``rng`` seed with and
+    without a finding gives the same image apart from the finding (and what it displaces).
+    """
     unknown = set(labels) - set(FINDINGS)
     if unknown:
         raise ValueError(f"phantoms cannot show {sorted(unknown)}; known findings: {', '.join(FINDINGS)}")
+    rng, *streams = rng.spawn(1 + len(FINDINGS))
+    frng = dict(zip(FINDINGS, streams, strict=True))
     a = anatomy
     cv = _Canvas(a, Pose.sample(rng), size)
     exposure = Exposure.sample(rng)
@@ -409,27 +440,30 @@ def render(
 
     lungs = {side: cv.fill_low(_lung_outline(a, side)) for side in (-1, 1)}
     enlarged = "Cardiomegaly" in labels
-    heart = cv.fill_low(_heart_outline(a, rng.uniform(*ENLARGED_CTR) if enlarged else a.heart_ctr))
+    heart = cv.fill_low(
+        _heart_outline(a, frng["Cardiomegaly"].uniform(*ENLARGED_CTR) if enlarged else a.heart_ctr)
+    )
     if enlarged:
         regions["Cardiomegaly"] = heart
     knob = _gauss(np.hypot(cv.u - 0.5 - a.mediastinum_u, cv.v - 0.3) / 0.035)  # the aortic knob
     air = {side: lung * (1 - heart) * (1 - knob) for side, lung in lungs.items()}
     density = _body_density(cv)
     if "Effusion" in labels:
-        side = int(rng.choice([-1, 1]))
-        regions["Effusion"] = _effusion(cv, rng, side, air[side])
-        air[side] = air[side] * (1 - rng.uniform(0.6, 0.95) * regions["Effusion"])
+        r = frng["Effusion"]
+        side = int(r.choice([-1, 1]))
+        regions["Effusion"] = _effusion(cv, r, side, air[side])
+        air[side] = air[side] * (1 - r.uniform(0.6, 0.95) * regions["Effusion"])
     rim = np.zeros_like(heart)
     if "Pneumothorax" in labels:
-        side = int(rng.choice([-1, 1]))
-        rim = regions["Pneumothorax"] = _pneumothorax(cv, rng, side, air[side])
-        air[side] = air[side] * (1 - 0.12 * (1 - rim))  # the collapsed lung is a little denser
+        r = frng["Pneumothorax"]
+        side = int(r.choice([-1, 1]))
+        rim = regions["Pneumothorax"] = _pneumothorax(cv, r, side, air[side])
+        density -= r.uniform(0.2, 0.4) * rim  # pleural air: darker than lung, and without markings
     aerated = air[-1] + air[1]
     depth = cv2.distanceTransform((aerated > 0.5).astype(np.uint8), cv2.DIST_L2, 3) / (0.06 * cv.low)
     texture = _blur(rng.standard_normal(aerated.shape, dtype=np.float32), 1.0)
     zones = 1.0 - 0.3 * np.clip((0.32 - cv.v) / 0.2, 0.0, 1.0)  # apices lie under shoulder muscle
     density -= aerated * zones * (0.7 + 0.35 * np.sqrt(np.clip(depth, 0, 1)) + 0.06 * texture)
-    density -= rng.uniform(0.2, 0.4) * rim
     if rng.random() < 0.7:  # gastric bubble under the left hemidiaphragm
         bubble_v = a.base_v(1)[0] + rng.uniform(0.05, 0.09)
         density -= 0.45 * _gauss(np.hypot((cv.u - 0.7) / 0.05, (cv.v - bubble_v) / 0.028))
@@ -437,43 +471,59 @@ def render(
     _ribs(cv, rng)
     _vessels(cv, rng)
     allowed = aerated * (1 - rim) * (1 - regions.get("Effusion", 0))
-    lesions = {label: _lesion(cv, rng, allowed, label) for label in ("Nodule", "Mass") if label in labels}
+    lesions = {f: _lesion(cv, frng[f], allowed, f) for f in ("Nodule", "Mass") if f in labels}
     marked = cv.resize(np.clip(aerated - 1.5 * rim, 0.0, 1.0), cv.mid)  # where lung markings show
     if "Pneumothorax" in labels:  # the visceral pleural line at the collapsed lung's edge
-        rim_full = (cv.resize(rim, size) > 0.5).astype(np.uint8)
-        grown = cv2.dilate(rim_full, None, iterations=cv.width_px(0.003, size))
-        cv.detail += rng.uniform(0.1, 0.2) * ((grown > rim_full) & (cv.resize(marked, size) > 0.5))
-    total = cv.resize(density, cv.mid) + cv.bones + _blur(cv.vessels, 0.8) * marked
-    total = cv.resize(total, size) + cv.detail
-    pixels = _expose(cv2.GaussianBlur(total, (3, 3), 0.6), exposure, rng)
+        collapsed = (cv.resize(rim, cv.mid) > 0.5).astype(np.uint8)
+        line = (cv2.dilate(collapsed, None) > collapsed) & (marked > 0.5)
+        cv.detail += frng["Pneumothorax"].uniform(0.12, 0.25) * line
+    total = cv.resize(density, cv.mid) + cv.detail + _blur(cv.vessels, 0.7) * marked
+    pixels = _expose(total, size, exposure, rng)
 
     findings, masks = [], {}
     for label in sorted(labels):
         if label in lesions:
-            patch, origin = lesions[label]
-            box = _box(patch, origin)
-            full = None
-            if with_masks:
-                full = np.zeros((size, size), bool)
-                full[origin[1] : origin[1] + patch.shape[0], origin[0] : origin[0] + patch.shape[1]] = patch
+            box = lesions[label].box()
+            full = lesions[label].mask(size) if with_masks else None
         else:
             full = cv.resize(regions[label], size) > 0.5
             box = _box(full)
         if box is not None:
-            findings.append(FindingBox(label, box))
+            findings.append(FindingBox(label, tuple(round(c, 1) for c in box)))
             if with_masks:
                 masks[label] = full
     lung_mask = cv.resize(lungs[-1] + lungs[1], size) > 0.5 if with_masks else None
     return Phantom(pixels, findings, masks, lung_mask)
 
 
-def _expose(density: np.ndarray, e: Exposure, rng: np.random.Generator) -> np.ndarray:
-    """Density → 8-bit radiograph: exponential attenuation, window, gamma, signal-dependent noise."""
+def _expose(density: np.ndarray, size: int, e: Exposure, rng: np.random.Generator) -> np.ndarray:
+    """Density → 8-bit radiograph of ``size``²: attenuation, window, gamma, then signal-dependent noise.
+
+    The tone curve runs at drawing resolution; only upsampling and noise run at full size, where the
+    noise is a randomly placed and flipped window of a fixed bank of normal deviates (drawing fresh
+    ones costs more than the rest of the full-size work together).
+    """
     x = 1.0 - cv2.exp(-e.gain * np.maximum(density, 0.0))
     x = cv2.pow(np.clip(x * (1.0 / (1.0 - math.exp(-e.gain * 2.0))), 1e-6, 1.0), e.gamma)
     x = e.low + (e.high - e.low) * x
-    noise = np.empty_like(x)
-    cv2.setRNGSeed(int(rng.integers(2**31)))  # OpenCV's generator is 3× faster than numpy's here
-    cv2.randn(noise, 0.0, e.noise)
-    x += noise * cv2.sqrt(x + 0.02)
-    return cv2.convertScaleAbs(np.maximum(x, 0.0), alpha=255.0)
+    sigma = cv2.resize(e.noise * 255.0 * cv2.sqrt(x + 0.02), (size, size), interpolation=cv2.INTER_LINEAR)
+    out = cv2.resize(x * 255.0, (size, size), interpolation=cv2.INTER_LINEAR)
+    cv2.accumulateProduct(_noise_window(size, rng), sigma, out)
+    return cv2.convertScaleAbs(out)  # |x| only matters for the rare negative noise in pure black
+
+
+_NOISE_BANKS: dict[int, np.ndarray] = {}
+
+
+def _noise_window(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A size×size window of standard normal noise at a random offset, randomly flipped."""
+    side = 2 * size
+    bank = _NOISE_BANKS.get(side)
+    if bank is None:
+        bank = _NOISE_BANKS[side] = np.random.default_rng(12345).standard_normal((side, side), np.float32)
+    y, x = rng.integers(0, side - size + 1, 2)
+    window = bank[y : y + size, x : x + size]
+    flip = int(rng.integers(4))
+    window = window[::-1] if flip & 1 else window
+    window = window[:, ::-1] if flip & 2 else window
+    return np.ascontiguousarray(window)
