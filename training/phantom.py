@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -64,7 +65,8 @@ DEFAULT_PREVALENCE: Mapping[str, float] = {
 }
 MASK_KINDS = ("findings", "lungs")
 _PNG_OPTIONS = [cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]  # fast, and small on noise
-_FIELD_OF_VIEW_MM = 380.0  # pixel spacing = field of view / size
+_FIELD_OF_VIEW_MM = 380.0
+_GOLDEN = (math.sqrt(5) - 1) / 2  # pixel spacing = field of view / size
 
 
 class PhantomError(DiraZooError):
@@ -106,12 +108,14 @@ def plan(
         raise PhantomError("test_fraction and val_fraction must be in [0, 1) and sum to less than 1")
     records: list[ImageRecord] = []
     patient = 0
+    start = np.random.default_rng([seed, 4]).random()
     while len(records) < n:
         patient += 1
         prng = np.random.default_rng([seed, 0, patient])
         count = int(prng.integers(1, max_follow_ups + 1))
         female, age = bool(prng.random() < 0.45), int(prng.integers(18, 86))
-        r = prng.random()
+        # a golden-ratio sequence spreads the splits evenly: even a few patients fill every split
+        r = (start + patient * _GOLDEN) % 1.0
         split = "test" if r < test_fraction else "val" if r < test_fraction + val_fraction else "train"
         for follow_up in range(min(count, n - len(records))):
             index = len(records)
