@@ -142,3 +142,16 @@ def test_refuses_to_overwrite_a_run(tmp_path) -> None:
 
     with pytest.raises(CheckpointError, match="--resume"):
         Trainer(cfg, {"train": MemoryImages(4)}).fit()
+
+
+def test_gpu_flags_run_on_cpu(tmp_path) -> None:
+    # bf16 autocast and channels_last are the GPU settings; they must also work (slowly) on a CPU.
+    cfg = tiny_config(
+        tmp_path / "run", "mode=dira", "precision=bf16", "channels_last=true", "optim.batch_size=2"
+    )
+    trainer = Trainer(cfg)
+    loader, _ = make_loader(MemoryImages(2), cfg, train=True, batch_size=2)
+    losses = trainer.train_step(next(iter(loader)))
+    assert all(math.isfinite(v) for v in losses.values())
+    conv = trainer.model.generator.encoder.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)

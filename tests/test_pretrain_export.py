@@ -26,7 +26,7 @@ def dir_run(tmp_path_factory):
     return run
 
 
-def test_export_loads_in_the_zoo_and_in_plain_timm(dir_run, tmp_path, capsys) -> None:
+def test_export_loads_in_the_zoo_and_in_plain_timm(dir_run, tmp_path) -> None:
     out = tmp_path / "export"
     assert export.main([str(dir_run), str(out)]) == 0
     state = load(dir_run / "best.pt")["model"]
