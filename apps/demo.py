@@ -143,6 +143,11 @@ def available_models(extra: Sequence[str] = ()) -> list[str]:
     return names
 
 
+def model_label(source: str) -> str:
+    """What the model menu shows: a folder's name rather than its whole path."""
+    return Path(source).name if os.sep in source or "/" in source else source
+
+
 def sample_images() -> list[Path]:
     return sorted(SAMPLES_DIR.glob("*.png")) if SAMPLES_DIR.is_dir() else []
 
@@ -190,6 +195,20 @@ def _fit(image: np.ndarray) -> tuple[np.ndarray, float]:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
 
+def box_mask(size: tuple[int, int], boxes: Sequence[Sequence[float]], scale: float) -> np.ndarray:
+    """All boxes of one finding as one AnnotatedImage mask (so the legend lists each finding once).
+
+    Filled faintly with an opaque outline, like Gradio draws a single box.
+    """
+    mask = np.zeros(size, dtype=np.float32)
+    border = max(2, round(min(size) / 200))
+    for box in boxes:
+        x0, y0, x1, y1 = (round(float(v) * scale) for v in box[:4])
+        mask[y0:y1, x0:x1] = np.maximum(mask[y0:y1, x0:x1], 0.35)
+        cv2.rectangle(mask, (x0, y0), (max(x1 - 1, x0), max(y1 - 1, y0)), 1.0, border)
+    return mask
+
+
 class Handlers:
     """What the page's events call: one instance per app, shared by every session."""
 
@@ -234,11 +253,7 @@ class Handlers:
         overlay, _ = _fit(render_result(result))
         grey = np.repeat((np.clip(xray.pixels, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=2)
         base, scale = _fit(grey)
-        boxes = [
-            (tuple(round(v * scale) for v in box[:4]), finding.name)
-            for finding in result.findings
-            for box in finding.boxes
-        ]
+        boxes = [(box_mask(base.shape[:2], f.boxes, scale), f.name) for f in result.findings if f.boxes]
         explained = {f.name for f in result.findings}
         table = [
             [label, round(p, 4), "yes" if label in explained else ""]
@@ -289,7 +304,9 @@ def build_app(
         with gr.Row():
             with gr.Column(scale=1):
                 upload = gr.File(label="Chest X-ray (PNG, JPEG or DICOM)", type="filepath", elem_id="upload")
-                model = gr.Dropdown(sources, value=sources[0], label="Model", elem_id="model")
+                model = gr.Dropdown(
+                    [(model_label(s), s) for s in sources], value=sources[0], label="Model", elem_id="model"
+                )
                 findings = gr.Dropdown(
                     list(labels),
                     value=[],

@@ -107,7 +107,8 @@ def test_good_png_gives_overlay_boxes_table_and_the_cli_record(client, tiny_mode
 
     assert Path(boxes["image"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert boxes["annotations"], "no boxes were drawn"
-    assert {a["label"] for a in boxes["annotations"]} <= set(LABELS)
+    labels = [a["label"] for a in boxes["annotations"]]
+    assert set(labels) <= set(LABELS) and len(labels) == len(set(labels))  # one legend entry per finding
 
     rows = table["data"]
     assert [r[0] for r in rows] and sorted(r[0] for r in rows) == sorted(LABELS)
@@ -139,6 +140,25 @@ def test_model_choice_offers_its_findings(client, tiny_model):
     findings, top_k = client.predict(tiny_model, api_name="/model")
     assert [c[0] for c in findings["choices"]] == LABELS
     assert top_k["maximum"] == len(LABELS)
+
+
+def test_sample_images_become_examples_and_models_are_listed(tiny_model, real_cxr, tmp_path, monkeypatch):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    (samples / "sample_a.png").write_bytes((real_cxr / CXR).read_bytes())
+    (samples / "notes.txt").write_text("not listed")
+    monkeypatch.setattr(demo, "SAMPLES_DIR", samples)
+    app = demo.build_app(tiny_model)
+    datasets = [b for b in app.blocks.values() if isinstance(b, gr.Dataset)]
+    assert len(datasets) == 1 and [Path(str(s[0])).name for s in datasets[0].samples] == ["sample_a.png"]
+    menu = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "model")
+    assert menu.choices[0] == ("tiny", tiny_model)  # a folder shows by name; its path is the value
+
+    monkeypatch.setattr(demo.registry, "DEFAULT_MODEL", None)
+    monkeypatch.setattr(demo.registry, "list_models", lambda *a, **k: [])
+    assert demo.available_models([tiny_model, tiny_model]) == [tiny_model]
+    with pytest.raises(demo.DiraZooError, match="no model available"):
+        demo.build_app(None)
 
 
 # --- bad inputs: a message in the page, and the server keeps serving --------------------------------
