@@ -11,9 +11,10 @@ the file and the problem. Choices that change pixel values, and why:
   of 8/10/12/14/16 that holds the image's maximum. Unlike a per-image min/max stretch this keeps the
   relative grey levels the file stores, and full-range 16-bit data is simply divided by 65535.
 - **Floating-point TIFF**: kept when already in [0, 1], otherwise min/max scaled.
-- **DICOM**: modality LUT (rescale slope/intercept), then the first VOI LUT or window (center/width)
-  when the file has one, scaled by the VOI output range; without one, the full min/max range of the
-  modality values. ``MONOCHROME1`` is inverted so that bone is always bright. Multi-frame: frame 0.
+- **DICOM**: modality LUT (rescale slope/intercept), then the first VOI LUT (preferred) or window
+  (center/width) when the file has one, scaled by the VOI output range; without one, the full
+  min/max range of the modality values. ``MONOCHROME1`` is inverted so that bone is always bright.
+  Multi-frame: frame 0.
 - **Decompression bombs**: dimensions are read from the PNG/JPEG/TIFF header (DICOM: Rows × Columns)
   and refused above ``max_pixels`` *before* anything is decoded.
 """
@@ -22,10 +23,11 @@ from __future__ import annotations
 
 import io
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -318,7 +320,7 @@ def _first_line(exc: Exception) -> str:
 def _decode_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray, int]:
     import pydicom
     from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    from pydicom.pixels import apply_modality_lut, apply_windowing, pixel_array
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
@@ -329,17 +331,16 @@ def _decode_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray,
     rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     _check_size(rows, cols, label, max_pixels)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
     try:
-        array = ds.pixel_array
+        # multi-frame: decode frame 0 only (a long series would otherwise be decoded whole)
+        array = pixel_array(ds, index=0 if frames > 1 else None)
     except Exception as exc:  # pydicom raises many types for missing codecs / bad data
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         syntax_name = getattr(syntax, "name", syntax) or "unknown transfer syntax"
         raise ImageReadError(
             label, f"DICOM pixels cannot be decoded ({syntax_name}: {_first_line(exc)})"
         ) from None
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        array = array[0]
     bits = int(ds.get("BitsStored", 8 * array.dtype.itemsize))
     if not photometric.startswith("MONOCHROME"):
         # colour DICOM (pydicom returns RGB); no modality/VOI transforms apply to colour data
@@ -350,17 +351,37 @@ def _decode_dicom(data: bytes, label: str, max_pixels: int) -> tuple[np.ndarray,
         raise ImageReadError(label, f"unsupported DICOM layout {array.shape} ({photometric})")
     try:
         values = apply_modality_lut(array, ds).astype(np.float64)
-        has_voi = any(k in ds for k in ("VOILUTSequence", "WindowCenter", "WindowWidth"))
-        if has_voi:
-            # The VOI output range is what the window/LUT maps -inf/+inf to: scale by that, not by data.
+        if ds.get("VOILUTSequence"):
+            pixels = _voi_lut_sequence(values, ds.VOILUTSequence[0])
+        elif "WindowCenter" in ds and "WindowWidth" in ds:
+            # The window's output range is what it maps -inf/+inf to: scale by that, not by the data.
             with np.errstate(over="ignore"):  # a SIGMOID window saturates there
-                lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0, prefer_lut=True).astype(float)
-            values = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+                lo, hi = apply_windowing(np.array([-1e12, 1e12]), ds, index=0).astype(float)
+            values = apply_windowing(values, ds, index=0).astype(np.float64)
             pixels = ((values - lo) / (hi - lo)).astype(np.float32) if hi > lo else _min_max(values)
         else:
             pixels = _min_max(values)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError, struct.error) as exc:
         raise ImageReadError(label, f"invalid DICOM grey-scale transform ({_first_line(exc)})") from None
     if photometric == "MONOCHROME1":
         pixels = 1.0 - pixels
     return pixels, bits
+
+
+def _voi_lut_sequence(values: np.ndarray, item: Any) -> np.ndarray:
+    """Apply a VOI LUT (PS3.3 C.11.2.1.1) and scale by its output range, ``2**bits - 1``.
+
+    Done here rather than by pydicom, whose index array takes the LUT's entry type, so an 8-bit LUT
+    with more than 256 entries (legal and common for 12-bit data) wraps around.
+    """
+    entries, first, bits = (int(v) for v in item.LUTDescriptor)
+    entries = entries or 2**16
+    data = item.LUTData
+    if isinstance(data, bytes):  # OW; little endian (big-endian transfer syntaxes are retired)
+        lut = np.frombuffer(data, dtype="<u2", count=entries)
+    else:
+        lut = np.asarray(data if isinstance(data, Sequence) else [data], dtype=np.float64)
+    if len(lut) < entries:
+        raise ValueError(f"VOI LUT has {len(lut)} entries, its descriptor says {entries}")
+    index = np.clip(np.rint(values - first), 0, entries - 1).astype(np.int64)
+    return (lut[index].astype(np.float64) / float(2**bits - 1)).astype(np.float32)

@@ -253,3 +253,27 @@ def test_pixel_limit_applies_to_every_format(real_cxr: Path, tmp_path: Path) -> 
         with pytest.raises(ImageReadError, match=r"300×400 pixels"):
             read_image(path, max_pixels=100_000)
         assert read_image(path).original_size == (400, 300)
+
+
+def test_dicom_voi_lut_sequence_multiframe_and_colour(tmp_path: Path) -> None:
+    ramp = _ramp(top=4095)
+    lut_item = pydicom.Dataset()
+    lut_item.LUTDescriptor = [4096, 0, 8]
+    lut_item.LUTData = (np.arange(4096) // 16).astype(np.uint16).tobytes()
+    lut = read_image(_dicom(tmp_path / "lut.dcm", ramp, VOILUTSequence=[lut_item])).pixels
+    np.testing.assert_allclose(lut, (ramp // 16) / 255.0, atol=1e-6)  # scaled by the LUT's output range
+    # two frames: the first is read
+    frames = np.stack([ramp, 4095 - ramp])
+    multi = _dicom(tmp_path / "multi.dcm", ramp, NumberOfFrames=2)
+    ds = pydicom.dcmread(multi)
+    ds.PixelData = frames.astype(np.uint16).tobytes()
+    ds.save_as(multi)
+    np.testing.assert_allclose(read_image(multi).pixels, ramp / 4095.0, atol=1e-6)
+    # an RGB DICOM (e.g. a secondary capture) is converted with luminance
+    rgb = np.zeros((16, 24, 3), np.uint8)
+    rgb[..., 0] = 255
+    colour = _dicom(
+        tmp_path / "rgb.dcm", None, PhotometricInterpretation="RGB", SamplesPerPixel=3, BitsAllocated=8,
+        BitsStored=8, HighBit=7, PlanarConfiguration=0, Rows=16, Columns=24, PixelData=rgb.tobytes(),
+    )  # fmt: skip
+    np.testing.assert_allclose(read_image(colour).pixels, 0.299, atol=0.005)
