@@ -183,7 +183,8 @@ def localize(
             cams, raws = _run_cam(method, model, layer, x[[i for i, _ in pairs]], pairs)
         else:
             head = _CamHead(model)
-            cams, raws = _run_cam(method, head, head.target, features[[i for i, _ in pairs]], pairs)
+            leaves = features[[i for i, _ in pairs]].requires_grad_(True)
+            cams, raws = _run_cam(method, head, head.target, leaves, pairs)
         results.extend(_assemble(xrays, probs, pairs, cams, raws, labels, preprocess, method, threshold))
     return results
 
@@ -261,7 +262,7 @@ class _CamHead(nn.Module):
 def _trunk(
     model: nn.Module, x: torch.Tensor, precision: str, full_model: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Target-layer features as fp32 leaves that require grad (fast path), and the logits."""
+    """Target-layer features in fp32, cut from the trunk's graph (fast path), and the logits."""
     with torch.no_grad():
         if full_model:  # the library cannot take bf16 activations, so this path stays fp32
             return x, model(x)
@@ -269,7 +270,7 @@ def _trunk(
             features = model.forward_features(x)
         features = features.float()
         logits = model.forward_head(features)
-    return features.requires_grad_(True), logits
+    return features, logits
 
 
 def _run_cam(
