@@ -30,12 +30,7 @@ from dira_zoo.errors import DiraZooError
 from dira_zoo.io import find_images, read_image
 from dira_zoo.registry import CHESTXRAY14_LABELS
 
-from .nih_format import (
-    DATA_ENTRY_NAMES,
-    DIRA_SPLITS,
-    NO_FINDING,
-    OFFICIAL_SPLITS,
-)
+from .nih_format import DATA_ENTRY_NAMES, DIRA_SPLITS, NO_FINDING, OFFICIAL_SPLITS
 
 SPLITS = ("train", "val", "test", "trainval")
 #: Share of the train/val list held out for validation when DiRA's split files are absent

@@ -44,7 +44,7 @@ import dira_zoo
 from dira_zoo.cli import run_guarded
 from dira_zoo.errors import DiraZooError, WeightsError
 from dira_zoo.evaluation import per_class_auc
-from dira_zoo.hub import label_names_for
+from dira_zoo.hub import DECODER_NAME, label_names_for
 from dira_zoo.models import UNet, create_classifier
 from dira_zoo.registry import CHESTXRAY14_LABELS
 from dira_zoo.transforms import NO_NORM_MEAN, NO_NORM_STD, Preprocess
@@ -201,7 +201,7 @@ def build_model(cfg: FinetuneConfig) -> tuple[nn.Module, str, dict]:
             model = dira_zoo.load(cfg.source, head="unet", num_classes=1)
             return model, model.architecture, {"init": "encoder+decoder"}
         except WeightsError as exc:
-            if "no decoder" not in str(exc):
+            if DECODER_NAME not in str(exc):  # anything but "this source has no decoder"
                 raise
         backbone = dira_zoo.load(cfg.source, head="backbone")  # the benchmark's own encoder-only init
         model = UNet(backbone.pretrained_cfg["architecture"], out_channels=1)

@@ -500,8 +500,8 @@ def _expose(density: np.ndarray, size: int, e: Exposure, rng: np.random.Generato
     """Density → 8-bit radiograph of ``size``²: attenuation, window, gamma, then signal-dependent noise.
 
     The tone curve runs at drawing resolution; only upsampling and noise run at full size, where the
-    noise is a randomly placed and flipped window of a fixed bank of normal deviates (drawing fresh
-    ones costs more than the rest of the full-size work together).
+    noise is a randomly placed window of a fixed bank of normal deviates (drawing fresh ones costs
+    more than the rest of the full-size work together).
     """
     x = 1.0 - cv2.exp(-e.gain * np.maximum(density, 0.0))
     x = cv2.pow(np.clip(x * (1.0 / (1.0 - math.exp(-e.gain * 2.0))), 1e-6, 1.0), e.gamma)
@@ -516,14 +516,10 @@ _NOISE_BANKS: dict[int, np.ndarray] = {}
 
 
 def _noise_window(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A size×size window of standard normal noise at a random offset, randomly flipped."""
+    """A size×size window, at a random offset, of a fixed bank of standard normal deviates (a view)."""
     side = 2 * size
     bank = _NOISE_BANKS.get(side)
     if bank is None:
         bank = _NOISE_BANKS[side] = np.random.default_rng(12345).standard_normal((side, side), np.float32)
     y, x = rng.integers(0, side - size + 1, 2)
-    window = bank[y : y + size, x : x + size]
-    flip = int(rng.integers(4))
-    window = window[::-1] if flip & 1 else window
-    window = window[:, ::-1] if flip & 2 else window
-    return np.ascontiguousarray(window)
+    return bank[y : y + size, x : x + size]
