@@ -393,7 +393,9 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dira-demo", description=__doc__.splitlines()[0].strip("`: "))
+    parser = argparse.ArgumentParser(
+        prog="dira-demo", description="A local web page that shows where a chest X-ray classifier looks."
+    )
     parser.add_argument(
         "--model",
         action="append",
@@ -430,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up probes of the local URL
 
     def serve() -> None:
         app = build_app(args.model, concurrency=args.concurrency, queue_size=args.queue_size)
