@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import threading
 import tracemalloc
 from pathlib import Path
@@ -266,6 +267,29 @@ def test_hooks_released_and_memory_flat() -> None:
     assert end - start < 1_000_000, f"Python heap grew by {end - start} bytes over 200 calls"
     assert _hook_count(model) == 0
     assert all(p.grad is None for p in model.parameters())
+
+
+def _rss_bytes() -> int:
+    statm = Path("/proc/self/statm")
+    if not statm.exists():
+        pytest.skip("needs /proc (Linux)")
+    return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.slow
+def test_resident_memory_flat_over_1000_calls() -> None:
+    model = _resnet(size=32)
+    image = np.random.default_rng(1).random((40, 40)).astype(np.float32)
+    for _ in range(50):
+        localize(model, image)
+    gc.collect()
+    start = _rss_bytes()
+    for _ in range(1000):
+        localize(model, image)
+    gc.collect()
+    grown = _rss_bytes() - start
+    assert grown < 32 * 2**20, f"resident memory grew by {grown / 2**20:.1f} MiB over 1000 calls"
+    assert _hook_count(model) == 0
 
 
 def test_thread_safe(cxrs: list[np.ndarray]) -> None:
