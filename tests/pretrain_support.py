@@ -6,6 +6,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
+import torch
 
 from training.config import RunConfig, load_config
 
@@ -23,6 +25,19 @@ TINY = [
     "method.simsiam.dim=64",
     "method.simsiam.pred_dim=16",
 ]
+
+
+@pytest.fixture(autouse=True)
+def torch_globals():
+    """One thread per test (CI shares two cores), and the process-wide determinism switch that the
+    Trainer turns on is put back afterwards so other tests run as they would alone."""
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def tiny_config(out_dir: Path, *overrides: str) -> RunConfig:

@@ -10,7 +10,11 @@ from training.config import AugmentConfig, DistortionConfig
 from training.distortions import cutout, distort, outpaint, swap_patches
 from training.views import EpochSampler, PretrainDataset, TwoViews, crop_box
 
-from .pretrain_support import MemoryImages, synthetic_image
+from .pretrain_support import (
+    MemoryImages,
+    synthetic_image,
+    torch_globals,  # noqa: F401 (autouse fixture)
+)
 
 
 def _image(size: int = 224) -> np.ndarray:

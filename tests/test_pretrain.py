@@ -14,15 +14,11 @@ from training.methods import BarlowTwins, MoCo, SimSiam
 from training.networks import PatchDiscriminator
 from training.trainer import Trainer
 
-from .pretrain_support import MemoryImages, tiny_config
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from .pretrain_support import (
+    MemoryImages,
+    tiny_config,
+    torch_globals,  # noqa: F401 (autouse fixture)
+)
 
 
 def _params(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -155,3 +151,20 @@ def test_gpu_flags_run_on_cpu(tmp_path) -> None:
     assert all(math.isfinite(v) for v in losses.values())
     conv = trainer.model.generator.encoder.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.slow
+def test_paper_size_resnet50_dira_step(tmp_path) -> None:
+    # The paper's networks at 224²: ResNet-50 U-Net, 2048-2048-128 projector, 28×28 PatchGAN map.
+    cfg = load_config(
+        "training/configs/moco_dira.yaml",
+        [f"out_dir={tmp_path}", "init_from=null", "optim.batch_size=2", "method.moco.queue_size=64"],
+    )
+    trainer = Trainer(cfg)
+    x = torch.rand(2, 3, 224, 224)
+    _, restored = trainer.model.generator(x)
+    assert restored.shape == (2, 1, 224, 224) and trainer.disc(restored).shape == (2, 1, 28, 28)
+    assert trainer.model.generator.projector(torch.zeros(2, 2048)).shape == (2, 128)
+    loader, _ = make_loader(MemoryImages(2, size=256), cfg, train=True, batch_size=2)
+    losses = trainer.train_step(next(iter(loader)))
+    assert {"dis", "res", "adv", "d"} <= losses.keys() and all(math.isfinite(v) for v in losses.values())

@@ -14,7 +14,11 @@ from training.datasets import image_folder
 from training.trainer import Trainer
 
 from .conftest import REPO_ROOT
-from .pretrain_support import TINY, write_png_folder
+from .pretrain_support import (
+    TINY,
+    torch_globals,  # noqa: F401 (autouse fixture)
+    write_png_folder,
+)
 
 TINY_CPU = str(REPO_ROOT / "training/configs/tiny_cpu.yaml")
 
@@ -57,7 +61,6 @@ def test_training_reads_the_cache(built, tmp_path) -> None:
     cfg = load_config(TINY_CPU, [*TINY, f"data.cache_dir={built.data.cache_dir}", "data.cache_size=48"])
     cfg.data.root = "/nonexistent"  # nothing is decoded from files
     cfg.out_dir, cfg.max_steps = str(tmp_path / "run"), 2
-    torch.set_num_threads(1)
     assert Trainer(cfg).fit() == "stopped"
 
 

@@ -13,13 +13,16 @@ from training import export
 from training.checkpoint import load
 from training.trainer import Trainer
 
-from .pretrain_support import MemoryImages, tiny_config
+from .pretrain_support import (
+    MemoryImages,
+    tiny_config,
+    torch_globals,  # noqa: F401 (autouse fixture)
+)
 
 
 @pytest.fixture(scope="module")
 def dir_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("export") / "run"
-    torch.set_num_threads(1)
     Trainer(
         tiny_config(run, "mode=dir", "optim.epochs=1"), {"train": MemoryImages(8), "val": MemoryImages(4, 1)}
     ).fit()
@@ -62,3 +65,13 @@ def test_di_export_has_no_decoder(tmp_path) -> None:
     out = export.export_run(run, tmp_path / "export")
     assert not (out / "decoder.safetensors").exists()
     assert dira_zoo.load(str(out), head="backbone").num_features == 512
+
+
+def test_push_offline_is_a_one_line_error_after_the_export(dir_run, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    out = tmp_path / "export"
+    assert export.main([str(dir_run), str(out), "--push", "dira-zoo/test"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HF_HUB_OFFLINE" in err
+    assert (out / "model.safetensors").is_file()  # the folder is written before the upload is tried
+    assert "hf-hub:dira-zoo/test" in (out / "README.md").read_text()  # the card names the repo

@@ -7,7 +7,6 @@ import signal
 import threading
 import time
 
-import pytest
 import torch
 
 from training import pretrain
@@ -16,15 +15,12 @@ from training.losslog import read
 from training.trainer import Trainer
 
 from .conftest import REPO_ROOT
-from .pretrain_support import MemoryImages, tiny_config, write_png_folder
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from .pretrain_support import (
+    MemoryImages,
+    tiny_config,
+    torch_globals,  # noqa: F401 (autouse fixture)
+    write_png_folder,
+)
 
 
 def _same_state(a: dict, b: dict) -> bool:
