@@ -14,7 +14,7 @@ from dira_zoo.evaluation import read_bbox_list
 from training import phantom
 from training.datasets import chestxray14, read_data_entry, read_split_file
 from training.nih_format import BBOX_NAME, DATA_ENTRY_NAMES, DIRA_SPLITS, OFFICIAL_SPLITS
-from training.phantom_render import FINDINGS, Anatomy, render
+from training.phantom_render import ENLARGED_CTR, FINDINGS, Anatomy, render
 
 SIZE = 96
 
@@ -113,13 +113,13 @@ def test_box_holds_the_finding(finding):
     assert min(inside_share) > 0.85, inside_share
 
 
-def test_cardiomegaly_box_is_wider_than_half_the_thorax():
+def test_cardiomegaly_box_spans_the_enlarged_cardiothoracic_ratio():
     for seed in range(3):
         anatomy = Anatomy.sample(np.random.default_rng([seed]), female=False)
         p = render(anatomy, np.random.default_rng([seed, 1]), 256, ("Cardiomegaly",), with_masks=True)
         columns = np.flatnonzero(p.lungs.any(axis=0))
         thorax = columns[-1] - columns[0] + 1
-        assert 0.5 < p.findings[0].box[2] / thorax < 0.75
+        assert ENLARGED_CTR[0] - 0.03 < p.findings[0].box[2] / thorax < ENLARGED_CTR[1] + 0.05
 
 
 def test_readers_and_evaluator_read_the_phantom_unchanged(phantom_set):

@@ -23,9 +23,10 @@ import numpy as np
 #: The findings a phantom can carry, named as in ChestX-ray14.
 FINDINGS: tuple[str, ...] = ("Cardiomegaly", "Effusion", "Mass", "Nodule", "Pneumothorax")
 
-#: Cardiothoracic ratio ranges: a normal heart, and an enlarged one (labelled Cardiomegaly).
-NORMAL_CTR = (0.38, 0.47)
-ENLARGED_CTR = (0.53, 0.65)
+#: Cardiothoracic ratio ranges: a normal heart, and an enlarged one (labelled Cardiomegaly). They meet
+#: at the clinical threshold of 0.5, so borderline hearts are hard to call, as in real films.
+NORMAL_CTR = (0.36, 0.5)
+ENLARGED_CTR = (0.5, 0.62)
 
 _LOWRES = 4  # smooth fields are drawn at size / _LOWRES
 _SHIFT = 4  # fractional bits of OpenCV drawing coordinates (sub-pixel vertices)
