@@ -158,7 +158,13 @@ def test_paper_size_resnet50_dira_step(tmp_path) -> None:
     # The paper's networks at 224²: ResNet-50 U-Net, 2048-2048-128 projector, 28×28 PatchGAN map.
     cfg = load_config(
         "training/configs/moco_dira.yaml",
-        [f"out_dir={tmp_path}", "init_from=null", "optim.batch_size=2", "method.moco.queue_size=64"],
+        [
+            f"out_dir={tmp_path}",
+            "init_from=null",
+            "optim.batch_size=2",
+            "method.moco.queue_size=64",
+            "data.workers=0",
+        ],
     )
     trainer = Trainer(cfg)
     x = torch.rand(2, 3, 224, 224)

@@ -100,7 +100,7 @@ class DataConfig:
     image_size: int = 224
     cache_dir: str | None = None  # memmap caches from `python -m training.cache`; None: decode files
     cache_size: int = 512  # side of the cached images (crops are taken from these)
-    workers: int = 8  # DataLoader workers per process
+    workers: int = 4  # DataLoader workers per process (the official 16 over 4 GPUs)
 
 
 @dataclass
