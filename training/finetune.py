@@ -29,7 +29,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +90,6 @@ class FinetuneConfig:
     device: str = "auto"
     workers: int = 4
     progress: bool = True
-    extra: dict = field(default_factory=dict)  # free-form notes copied into metrics.json
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -442,8 +441,7 @@ def finetune(cfg: FinetuneConfig) -> FinetuneResult:
         "best_val_loss": best.val_loss,
         "label_names": list(cfg.labels) if cfg.task == "classification" else [],
         "tta": cfg.tta if cfg.task == "classification" else "none",
-        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-        **cfg.extra,
+        "config": asdict(cfg),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return FinetuneResult(model, metrics)
