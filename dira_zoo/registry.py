@@ -59,7 +59,16 @@ class Weights:
 
     @property
     def sha256(self) -> dict[str, str]:
+        """File name → pinned sha256."""
         return dict(self.files)
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.files)
+
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        return self.preprocess.input_size
 
     def transforms(self) -> Preprocess:
         """The preprocessing these weights expect (grey [0, 1] image → normalised tensor)."""
@@ -72,6 +81,7 @@ class Weights:
             "name": self.name,
             "description": self.description,
             "architecture": self.architecture,
+            "input_size": list(self.input_size),
             "num_classes": self.num_classes,
             "label_names": list(self.label_names),
             "hub_id": self.hub_id,
