@@ -52,4 +52,7 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "DiraZooError", "ImageReadError", "Weights", "WeightsError", "__version__", "export", "get_weights",
+    "list_models", "load", "localize", "push", "read_image", "register", "resolve_source",
+]  # fmt: skip

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .errors import DiraZooError
+from .hub import label_names_for, preprocess_for
 from .io import XrayImage, as_xray
 from .transforms import Preprocess
 
@@ -151,6 +152,8 @@ def localize(
     if batch_size < 1:
         raise DiraZooError(f"batch_size must be at least 1, got {batch_size}")
     labels = label_names_for(model)
+    if not labels:
+        raise DiraZooError(f"{type(model).__name__} has no classifier (num_classes=0): nothing to localize")
     wanted = _finding_indices(findings, labels)
     preprocess = preprocess_for(model)
     if device is not None:
@@ -225,23 +228,6 @@ def versions() -> dict[str, str]:
 
 
 # --- what a model expects (one place; hub.py offers the same for loaded models) -------------------
-
-
-def preprocess_for(model: nn.Module) -> Preprocess:
-    """The preprocessing recorded in the model's ``pretrained_cfg`` (timm's default when absent)."""
-    return Preprocess.from_pretrained_cfg(dict(getattr(model, "pretrained_cfg", None) or {}))
-
-
-def label_names_for(model: nn.Module) -> list[str]:
-    """Label names from ``pretrained_cfg["label_names"]``, else ``class_0``.. for the model's outputs."""
-    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
-    names = list(cfg.get("label_names") or [])
-    num_classes = int(getattr(model, "num_classes", len(names)) or 0)
-    if num_classes == 0:
-        raise DiraZooError(f"{type(model).__name__} has no classifier (num_classes=0): nothing to localize")
-    if len(names) != num_classes:
-        names = [f"class_{i}" for i in range(num_classes)]
-    return names
 
 
 # --- internals ----------------------------------------------------------------------------------

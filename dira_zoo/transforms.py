@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.nn import functional as F
+
+if TYPE_CHECKING:  # torch loads on first use, so the registry (and `dira-zoo list`) stays quick
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,6 +52,8 @@ class Preprocess:
 
     def batch(self, images: Sequence[np.ndarray | torch.Tensor]) -> torch.Tensor:
         """Grey images of any sizes → one N×C×H×W batch."""
+        import torch
+
         resized = [self._resize(_as_tensor(img)) for img in images]
         x = torch.stack(resized)
         channels = self.input_size[0]
@@ -59,6 +63,8 @@ class Preprocess:
         return ((x - mean) / std).contiguous()
 
     def _resize(self, grey: torch.Tensor) -> torch.Tensor:
+        from torch.nn import functional as F
+
         _, h, w = self.input_size
         rh, rw = self.resize_size
         x = grey[None, None]
@@ -101,6 +107,8 @@ class Preprocess:
 
 
 def _as_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    import torch
+
     t = torch.as_tensor(np.asarray(image, dtype=np.float32)) if isinstance(image, np.ndarray) else image
     if t.ndim != 2:
         raise ValueError(f"expected a grey H×W image, got shape {tuple(t.shape)}")
