@@ -54,13 +54,14 @@ class AblationConfig:
 
 
 CONFIGS: dict[str, AblationConfig] = {
-    # ≤ 45 min on a shared 2-core CPU: 96-px phantoms seen at 64 px, ResNet-10t, short schedules.
+    # ≤ 45 min on a shared 2-core CPU: 96-px phantoms, ResNet-10t, pretraining on 32-px crops,
+    # fine-tuning at 64 px; one pretraining epoch and a few fine-tuning updates (a smoke-scale budget).
     "small": AblationConfig(
         name="small",
         phantoms=PhantomSet(n=800, size=96, val_fraction=0.08),
         arch="resnet10t",
-        pretrain=PretrainSetup(arch="resnet10t", image_size=64, batch_size=32, epochs=2),
-        finetune=FinetuneSetup(image_size=64, batch_size=32, epochs={1.0: 15, 10.0: 10, 100.0: 2}),
+        pretrain=PretrainSetup(arch="resnet10t", image_size=32, batch_size=32, epochs=1),
+        finetune=FinetuneSetup(image_size=64, batch_size=32, epochs={1.0: 5, 10.0: 3, 100.0: 1}),
     ),
     # One GPU (not run on the CPU sandbox): 224-px inputs, ResNet-18, 20k phantoms, real schedules.
     "gpu": AblationConfig(

@@ -129,7 +129,8 @@ def pretrain(
     ]
     cfg = load_config(None, overrides)
     resume = (run_dir / LAST).is_file()  # a stage interrupted mid-way continues where it stopped
-    Trainer(cfg, resume=resume).fit()
+    if Trainer(cfg, resume=resume).fit() != "done":  # SIGTERM: saved mid-way, not a finished stage
+        raise ExperimentError(f"{run_dir}: pretraining was stopped; run the same command again to continue")
     return export_run(run_dir, export, checkpoint=LAST, overwrite=True)
 
 
