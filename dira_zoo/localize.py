@@ -4,7 +4,7 @@ How a call works, and why it is fast:
 
 1. Images (paths, :class:`~dira_zoo.io.XrayImage` or arrays) are preprocessed with the model's own
    transforms and run through the *trunk* (``forward_features``, i.e. up to ``layer4``) once, without
-   autograd, optionally in bf16 autocast.
+   autograd, with BatchNorm folded into the convolutions, optionally in bf16 autocast.
 2. pytorch-grad-cam then explains a small *head* module — ``Identity`` (the target layer) → the
    model's ``forward_head`` — fed the trunk's output as an fp32 tensor that requires grad. The
    backward pass covers only pooling and the classifier, yet the target-layer activations and
@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -227,9 +228,6 @@ def versions() -> dict[str, str]:
     }
 
 
-# --- what a model expects (one place; hub.py offers the same for loaded models) -------------------
-
-
 # --- internals ----------------------------------------------------------------------------------
 
 
@@ -253,10 +251,51 @@ def _trunk(
         if full_model:  # the library cannot take bf16 activations, so this path stays fp32
             return x, model(x)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            features = model.forward_features(x)
+            features = _inference_trunk(model)(x)
         features = features.float()
         logits = model.forward_head(features)
     return features, logits
+
+
+class _Trunk(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+
+_TRUNKS: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Callable]] = weakref.WeakKeyDictionary()
+_TRUNKS_LOCK = threading.Lock()
+
+
+def _inference_trunk(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model.forward_features`` with every BatchNorm folded into its convolution (eval only).
+
+    Folding saves ~15 % of the trunk's time on a CPU and changes activations only by float rounding
+    (tests compare the maps with the library's default use). The folded copy is cached per model and
+    rebuilt when any parameter or buffer changes (in-place updates bump ``_version``; ``.to()``
+    moves ``data_ptr``). Models fx cannot trace keep their own ``forward_features``.
+    """
+    if model.training:
+        return model.forward_features
+    tensors = [*model.parameters(), *model.buffers()]
+    stamp = tuple((t.data_ptr(), t._version) for t in tensors)
+    with _TRUNKS_LOCK:
+        cached = _TRUNKS.get(model)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            from torch.fx.experimental.optimization import fuse
+
+            trunk: Callable = fuse(_Trunk(model)).eval()
+            if _is_channels_last(model):
+                trunk = trunk.to(memory_format=torch.channels_last)
+        except Exception:  # any tracing failure: fall back to the exact unfused trunk
+            trunk = model.forward_features
+        _TRUNKS[model] = (stamp, trunk)
+        return trunk
 
 
 def _run_cam(

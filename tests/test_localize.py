@@ -137,6 +137,21 @@ def test_probabilities_are_sigmoid_of_the_model(cxrs: list[np.ndarray]) -> None:
         assert [f.probability for f in result.findings] == pytest.approx(list(row), abs=1e-5)
 
 
+def test_folded_trunk_follows_weight_changes(cxrs: list[np.ndarray]) -> None:
+    # The BatchNorm-folded trunk is cached per model; changing weights in place or moving the model
+    # to channels_last must not serve stale activations.
+    model = _resnet()
+    localize(model, cxrs[0])
+    with torch.no_grad():
+        model.layer1[0].conv1.weight.mul_(0.5)
+        model.bn1.running_var.mul_(4.0)
+    model = model.to(memory_format=torch.channels_last)
+    result = localize(model, cxrs[0])[0]
+    with torch.no_grad():
+        expected = torch.sigmoid(model(preprocess_for(model).batch(cxrs[:1])))[0].numpy()
+    np.testing.assert_allclose(list(result.probabilities.values()), expected, atol=1e-5)
+
+
 def test_each_image_gets_its_own_target(cxrs: list[np.ndarray]) -> None:
     model = _resnet()
     batched = localize(model, cxrs, batch_size=3)
