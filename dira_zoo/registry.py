@@ -117,17 +117,41 @@ def _paper_backbone(variant: str, title: str) -> Weights:
     )
 
 
+#: Shipped inside the package (``dira_zoo/data/models/``) so the CLI and the demo work offline. Written by
+#: ``python -m training.experiments.default_model``, which prints these fields; see its model card.
+_PHANTOM_DEMO = Weights(
+    name="dira_phantom_resnet10t",
+    architecture="resnet10t",
+    description=(
+        "Demo: a DiRA-pretrained ResNet-10t fine-tuned on synthetic chest phantoms (5 findings). "
+        "Not for clinical use."
+    ),
+    files=(
+        ("config.json", "8aee8dddd303374d1a6d0a3794f05af82900507fcecd15c99c2a5bea3f6f503d"),
+        ("model.safetensors", "4351825129c3285fc559158faac1e4048bb0a2fcbf62f6fcbf8c41afc9f22850"),
+        ("README.md", "9fda7a6c7fdbff596ac53af6be82ac972c498138bd8a546bb2f12270fab7fd1f"),
+    ),
+    embedded="dira_phantom_resnet10t",
+    num_classes=5,
+    label_names=("Cardiomegaly", "Effusion", "Mass", "Nodule", "Pneumothorax"),
+    preprocess=Preprocess(input_size=(3, 128, 128), mean=NO_NORM_MEAN, std=NO_NORM_STD, crop_pct=0.875),
+    pretraining_data="synthetic chest phantoms (training.phantom)",
+    variant="moco",
+    stage="finetuned",
+)
+
 _REGISTRY: dict[str, Weights] = {
     w.name: w
     for w in (
         _paper_backbone("moco", "MoCo-v2"),
         _paper_backbone("barlowtwins", "BarlowTwins"),
         _paper_backbone("simsiam", "SimSiam"),
+        _PHANTOM_DEMO,
     )
 }
 
-#: The model ``dira-localize`` and the demo use when none is named (set once it ships).
-DEFAULT_MODEL: str | None = None
+#: The model ``dira-localize`` and the demo use when none is named.
+DEFAULT_MODEL: str | None = _PHANTOM_DEMO.name
 
 
 def register(weights: Weights) -> Weights:
