@@ -14,8 +14,8 @@ from training.experiments.phantom_ablation import (
     markdown_table,
     summarize,
 )
-from training.experiments.pipeline import FinetuneSetup, PhantomSet, PretrainSetup, mean_std
 from training.experiments.phantom_ablation import run as run_ablation
+from training.experiments.pipeline import FinetuneSetup, PhantomSet, PretrainSetup, mean_std
 
 TINY = AblationConfig(
     name="tiny",

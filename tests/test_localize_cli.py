@@ -112,7 +112,12 @@ def test_same_stems_in_two_folders_do_not_overwrite(model: nn.Module, real_cxr: 
     assert json.loads((out / "x_2.json").read_text())["image"]["path"] == str(tmp_path / "b" / "x.png")
 
 
-def test_no_model_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], real_cxr: Path) -> None:
+def test_no_model_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], real_cxr: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dira_zoo import registry
+
+    monkeypatch.setattr(registry, "DEFAULT_MODEL", None)  # an installation without a default model
     assert localize_cli.main([str(real_cxr / GOOD[0])]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--model" in err[0] and err[0].startswith("dira-localize: error:")
