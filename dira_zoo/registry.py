@@ -129,7 +129,7 @@ _PHANTOM_DEMO = Weights(
     files=(
         ("config.json", "8aee8dddd303374d1a6d0a3794f05af82900507fcecd15c99c2a5bea3f6f503d"),
         ("model.safetensors", "4351825129c3285fc559158faac1e4048bb0a2fcbf62f6fcbf8c41afc9f22850"),
-        ("README.md", "9fda7a6c7fdbff596ac53af6be82ac972c498138bd8a546bb2f12270fab7fd1f"),
+        ("README.md", "1afcab6b79c2b4fcd122b791c09c2532fd36ee95c0e57943e3c161051600ecfa"),
     ),
     embedded="dira_phantom_resnet10t",
     num_classes=5,
