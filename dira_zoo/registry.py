@@ -127,9 +127,9 @@ _PHANTOM_DEMO = Weights(
         "Not for clinical use."
     ),
     files=(
-        ("config.json", "8aee8dddd303374d1a6d0a3794f05af82900507fcecd15c99c2a5bea3f6f503d"),
-        ("model.safetensors", "4351825129c3285fc559158faac1e4048bb0a2fcbf62f6fcbf8c41afc9f22850"),
-        ("README.md", "1afcab6b79c2b4fcd122b791c09c2532fd36ee95c0e57943e3c161051600ecfa"),
+        ("config.json", "44d89fd26665fbb3d7d5d29d490209d34dd07e66fa3159d7073d587a0efbf9d7"),
+        ("model.safetensors", "7f813dd103c0c37f0bcb5d8862d3dedf7108471c198ff2d0544d19125dd09ca9"),
+        ("README.md", "9bdeb64b48147db32110d10f7afeabc6ec5f1bd46f3849b2548fc9dd05bd1a23"),
     ),
     embedded="dira_phantom_resnet10t",
     num_classes=5,

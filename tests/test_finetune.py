@@ -163,3 +163,15 @@ def test_cli_user_errors(phantom_root: Path, tmp_path: Path, capsys):
     assert "nowhere" in err and len(err.splitlines()) == 1
     with pytest.raises(FinetuneError):
         FinetuneConfig(data=".", out=".", tta="fivecrop")
+
+
+def test_crop_scale_reaches_the_train_crops_and_is_validated() -> None:
+    from training.datasets import XrayDataset
+    from training.transfer_data import Classification
+
+    reader = XrayDataset([], np.zeros((0, 1), np.float32), ("Nodule",))
+    crop = Classification(reader, 64, "train", "none", crop_scale=0.6).augment.transforms[0]
+    assert tuple(crop.scale) == (0.6, 1.0)
+    assert tuple(Classification(reader, 64, "train").augment.transforms[0].scale) == (0.08, 1.0)
+    with pytest.raises(FinetuneError, match="crop_scale"):
+        FinetuneConfig(data="d", out="o", crop_scale=0.0)

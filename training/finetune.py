@@ -85,6 +85,9 @@ class FinetuneConfig:
     linear_probe: bool = False
     image_size: int = 224
     normalization: str = "imagenet"  # classification inputs; segmentation uses [0, 1]
+    #: smallest RandomResizedCrop area (protocol: 0.08). Small images whose findings are a few pixels
+    #: wide lose them in such crops while keeping the label; 0.5+ keeps image and label consistent.
+    crop_scale: float = 0.08
     tta: str = "tencrop"  # tencrop | none
     seed: int = 0
     device: str = "auto"
@@ -98,6 +101,8 @@ class FinetuneConfig:
             raise FinetuneError(f"tta must be tencrop or none, not {self.tta!r}")
         if self.linear_probe and self.task != "classification":
             raise FinetuneError("--linear-probe applies to classification only")
+        if not 0.0 < self.crop_scale <= 1.0:
+            raise FinetuneError(f"crop_scale must be in (0, 1], not {self.crop_scale}")
         if self.max_epochs < 1 or self.batch_size < 1 or self.image_size < 32:
             raise FinetuneError("max_epochs and batch_size must be positive and image_size at least 32")
         lr, patience = DEFAULTS[self.task]
@@ -310,7 +315,10 @@ def _loaders(cfg: FinetuneConfig) -> tuple[dict[str, DataLoader], dict]:
         }
         readers["train"] = readers["train"].subset(label_fraction(len(readers["train"]), cfg.label_fraction))
         modes = {"train": "train", "val": "eval", "test": "tencrop" if cfg.tta == "tencrop" else "eval"}
-        sets = {s: Classification(readers[s], cfg.image_size, modes[s], cfg.normalization) for s in readers}
+        sets = {
+            s: Classification(readers[s], cfg.image_size, modes[s], cfg.normalization, cfg.crop_scale)
+            for s in readers
+        }
         test_batch = max(1, cfg.batch_size // (10 if cfg.tta == "tencrop" else 1))
     for split, dataset in sets.items():
         if len(dataset) == 0:
@@ -488,6 +496,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--linear-probe", action="store_true", help="train the classifier head only")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--normalization", default="imagenet", choices=("imagenet", "none"))
+    p.add_argument(
+        "--crop-scale", type=float, default=0.08, help="smallest RandomResizedCrop area (protocol: 0.08)"
+    )
     p.add_argument("--tta", default="tencrop", choices=("tencrop", "none"), help="test-time augmentation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")

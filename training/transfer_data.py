@@ -52,7 +52,14 @@ def eval_preprocess(
 class Classification:
     """``reader[i]`` → ``(3×S×S tensor, labels)``; ``mode``: train | eval | tencrop (10×3×S×S)."""
 
-    def __init__(self, reader: XrayDataset, image_size: int, mode: str, normalization: str = "imagenet"):
+    def __init__(
+        self,
+        reader: XrayDataset,
+        image_size: int,
+        mode: str,
+        normalization: str = "imagenet",
+        crop_scale: float = 0.08,
+    ):
         if mode not in ("train", "eval", "tencrop"):
             raise ValueError(f"mode must be train, eval or tencrop, not {mode!r}")
         self.reader, self.mode, self.size = reader, mode, image_size
@@ -62,7 +69,7 @@ class Classification:
         self.resized = Preprocess((3, *self.eval.resize_size), mean=mean, std=std, crop_pct=1.0)
         self.augment = v2.Compose(
             [
-                v2.RandomResizedCrop((image_size, image_size), antialias=True),
+                v2.RandomResizedCrop((image_size, image_size), scale=(crop_scale, 1.0), antialias=True),
                 v2.RandomHorizontalFlip(),
                 v2.RandomRotation(7),
             ]

@@ -43,10 +43,10 @@ PHANTOMS = PhantomSet(n=1200, size=128, seed=0)
 #: a CPU budget of minutes, not the paper's schedule.
 DIR_STAGE = PretrainSetup(arch=ARCH, image_size=32, batch_size=32, epochs=1)
 DIRA_STAGE = PretrainSetup(arch=ARCH, image_size=32, batch_size=32, epochs=1)
-FINETUNE = FinetuneSetup(image_size=128, batch_size=32, epochs={100.0: 3}, lr=1e-3)
-#: A second fine-tuning run from the first one's best checkpoint (fresh Adam): the first stage alone left
-#: Grad-CAM maps empty (ReLU of an all-negative weighting), the demo needs a model that has learned more.
-REFINE = FinetuneSetup(image_size=128, batch_size=32, epochs={100.0: 5}, lr=1e-3)
+#: 12 epochs at 128 px with crops of at least 60 % of the image: the protocol's 8 % crops cut the
+#: few-pixel findings of 128-px phantoms out while keeping their labels (measured: held-out mean AUC
+#: 0.55 with 8 % crops and 3 + 5 epochs, 0.68 with this setting).
+FINETUNE = FinetuneSetup(image_size=128, batch_size=32, epochs={100.0: 12}, lr=1e-3, crop_scale=0.6)
 SAMPLE_SIZE = 256  # samples are redrawn larger than training saw: the same phantoms, sharper
 CARD = Path(__file__).resolve().parents[2] / "model_cards" / f"{NAME}.md"
 SAMPLES_ROOT = EMBEDDED_ROOT.parent / "samples"
@@ -60,12 +60,8 @@ def build(out: Path, work: Path, samples: Path, *, progress: bool = True) -> dic
     data = make_phantoms(PHANTOMS, work / "phantoms", progress=progress)
     dir_export = pretrain(data, work / "pretrain_dir", "dir", DIR_STAGE)
     dira_export = pretrain(data, work / "pretrain_dira", "dira", DIRA_STAGE, init_from=dir_export.parent)
-    first = finetune(data, dira_export, work / "finetune", FINETUNE, fraction=100.0, seed=0, arch=ARCH)
-    scores = finetune(
-        data, work / "finetune" / "model", work / "refine", REFINE, fraction=100.0, seed=0, arch=ARCH
-    )
-    scores["epochs"] = f"{first['epochs']} + {scores['epochs']}"
-    model = dira_zoo.load(str(work / "refine" / "model"), device="cpu")
+    scores = finetune(data, dira_export, work / "finetune", FINETUNE, fraction=100.0, seed=0, arch=ARCH)
+    model = dira_zoo.load(str(work / "finetune" / "model"), device="cpu")
     provenance = {
         "variant": "moco",
         "stage": "finetuned",
@@ -78,8 +74,8 @@ def build(out: Path, work: Path, samples: Path, *, progress: bool = True) -> dic
         "pretraining": f"dir {DIR_STAGE.epochs} epochs, then dira {DIRA_STAGE.epochs} epoch(s), "
         f"{DIR_STAGE.image_size}-px crops",
         "epochs": scores["epochs"],
+        "finetune_crop_scale": FINETUNE.crop_scale,
         "test_mean_auc": round(scores["mean_auc"], 4),
-        "first_stage_test_mean_auc": round(first["mean_auc"], 4),
     }
     card = string.Template(CARD.read_text()).substitute(card_values(scores))
     dira_zoo.export(

@@ -62,6 +62,7 @@ class FinetuneSetup:
     epochs: dict[float, int]  # label fraction (percent) -> epochs
     lr: float = 1e-3
     workers: int = 0
+    crop_scale: float = 0.08  # smallest RandomResizedCrop area (the protocol's 0.08 by default)
 
 
 def make_phantoms(spec: PhantomSet, out: Path, *, progress: bool = True) -> Path:
@@ -159,6 +160,7 @@ def finetune(
         label_fraction=fraction,
         image_size=setup.image_size,
         normalization="none",  # DiRA pretrains on [0, 1] images; every init gets the same input
+        crop_scale=setup.crop_scale,
         tta="none",
         seed=seed,
         workers=setup.workers,
