@@ -13,8 +13,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from torch import nn
-from torch.nn import functional as F
 
 from dira_zoo.errors import DiraZooError
 from dira_zoo.evaluation import (
@@ -31,6 +29,8 @@ from dira_zoo.evaluation import (
     read_boxes,
     read_coco_boxes,
 )
+
+from .cam_models import BrightLesionModel
 
 TBX_LABELS = ["ActiveTuberculosis", "ObsoletePulmonaryTuberculosis", "PulmonaryTuberculosis"]
 
@@ -163,35 +163,6 @@ def test_per_class_auc_matches_sklearn() -> None:
 # --- end to end ----------------------------------------------------------------------------------
 
 
-class _Bright(nn.Module):
-    """Grad-CAM of class 0 is the pooled image: the bright region is where the 'lesion' is."""
-
-    num_classes = 2
-
-    def __init__(self, labels: list[str]) -> None:
-        super().__init__()
-        self.fc = nn.Linear(1, 2)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.tensor([[1.0], [-1.0]]))
-            self.fc.bias.zero_()
-        self.pretrained_cfg = {
-            "label_names": labels,
-            "input_size": [3, 128, 128],
-            "mean": [0.0] * 3,
-            "std": [1.0] * 3,
-            "crop_pct": 1.0,
-        }
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x[:, :1], 4)
-
-    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(f.mean(dim=(2, 3)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-
 def test_evaluate_scales_1024_boxes_to_smaller_images(tmp_path: Path) -> None:
     # BBox_List format in 1024 px; the images on disk are 512 px copies with the lesion painted in.
     lines = ["Image Index,Finding Label,Bbox [x,y,w,h],,,"]
@@ -208,7 +179,7 @@ def test_evaluate_scales_1024_boxes_to_smaller_images(tmp_path: Path) -> None:
     boxes_file = tmp_path / "BBox_List_2017.csv"
     boxes_file.write_text("\n".join(lines) + "\n")
     report = evaluate_model(
-        _Bright(["Mass", "Normal"]), read_boxes(boxes_file), tmp_path / "images", batch_size=2
+        BrightLesionModel(["Mass", "Normal"]), read_boxes(boxes_file), tmp_path / "images", batch_size=2
     )
     assert report["images"] == 2 and report["images_missing"] == 1 and report["boxes"] == 2
     assert report["iobb"]["Mass"]["acc"] == {"0.1": 1.0, "0.25": 1.0, "0.5": 1.0, "0.75": 1.0}
@@ -217,7 +188,8 @@ def test_evaluate_scales_1024_boxes_to_smaller_images(tmp_path: Path) -> None:
     table = format_report(report)
     assert table.splitlines()[0].split()[:3] == ["finding", "boxes", "IoBB>0.1"] and "Mass" in table
     with pytest.raises(DiraZooError, match="none of the box file's findings"):
-        evaluate_model(_Bright(["Cardiomegaly", "Normal"]), read_boxes(boxes_file), tmp_path / "images")
+        model = BrightLesionModel(["Cardiomegaly", "Normal"])
+        evaluate_model(model, read_boxes(boxes_file), tmp_path / "images")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, Layer
 from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
-from torch.nn import functional as F
 
 from dira_zoo.errors import DiraZooError
 from dira_zoo.io import read_image
@@ -32,6 +31,8 @@ from dira_zoo.localize import (
 )
 from dira_zoo.models import create_classifier
 from dira_zoo.overlay import render_overlay, render_result, save_png
+
+from .cam_models import BrightLesionModel
 
 LABELS = ["Atelectasis", "Effusion", "Nodule"]
 
@@ -57,35 +58,6 @@ def _resnet(size: int = 128, seed: int = 0, crop_pct: float = 1.0) -> nn.Module:
 def cxrs(real_cxr: Path) -> list[np.ndarray]:
     names = ["00000001_000.png", "00027426_000.png", "tbx11k/imgs/tb/tb0005.png"]
     return [read_image(real_cxr / n).pixels for n in names]
-
-
-class _Blob(nn.Module):
-    """A model whose Grad-CAM for class 0 is the (pooled) image itself: the bright region is the lesion."""
-
-    num_classes = 2
-
-    def __init__(self, size: int = 128, crop_pct: float = 1.0) -> None:
-        super().__init__()
-        self.fc = nn.Linear(1, 2)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.tensor([[1.0], [-1.0]]))
-            self.fc.bias.zero_()
-        self.pretrained_cfg = {
-            "label_names": ["Mass", "Normal"],
-            "input_size": [3, size, size],
-            "mean": [0.0] * 3,
-            "std": [1.0] * 3,
-            "crop_pct": crop_pct,
-        }
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(x[:, :1], 4)
-
-    def forward_head(self, f: torch.Tensor) -> torch.Tensor:
-        return self.fc(f.mean(dim=(2, 3)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _library_default(model: nn.Module, cam_class: type, x: torch.Tensor, classes: list[int]) -> np.ndarray:
@@ -191,7 +163,7 @@ def test_box_lands_on_the_lesion_in_original_pixels() -> None:
     image = np.zeros((200, 300), np.float32)
     image[60:110, 150:210] = 1.0
     for crop_pct in (1.0, 0.8):
-        result = localize(_Blob(crop_pct=crop_pct), [image], threshold=0.5)[0]
+        result = localize(BrightLesionModel(crop_pct=crop_pct), [image], threshold=0.5)[0]
         mass, normal = result.findings
         assert mass.name == "Mass" and mass.probability > normal.probability
         assert len(mass.boxes) == 1 and normal.boxes == ()
