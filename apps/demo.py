@@ -327,7 +327,7 @@ def build_app(
                     overlay = gr.Image(label="Heat map", format="png", interactive=False, elem_id="overlay")
                     boxes = gr.AnnotatedImage(label="Boxes", format="png", elem_id="boxes")
                 table = gr.Dataframe(
-                    headers=["finding", "probability", "localized"],
+                    headers=["finding", "probability", "explained"],
                     datatype=["str", "number", "str"],
                     label="Probabilities",
                     interactive=False,
