@@ -196,24 +196,24 @@ def read_export(folder: str | os.PathLike, *, states: bool = True, decoder: bool
         extra = f" (found {', '.join(pickled)}: pickled weights are not loaded)" if pickled else ""
         raise WeightsError(f"{folder}: no {WEIGHTS_NAME}{extra}")
     config = _read_config(cfg_path)
-    architecture, num_classes, label_names, preprocess = _parse_config(config, cfg_path)
     decoder_path = folder / DECODER_NAME
     has_decoder = decoder_path.is_file()
-    model_state = _load_safetensors(weights_path) if states else None
-    decoder_state = _load_safetensors(decoder_path) if (states and decoder and has_decoder) else None
-    return ExportedWeights(
-        architecture=architecture,
-        num_classes=num_classes,
-        label_names=label_names,
-        preprocess=preprocess,
-        dira=dict(config.get("dira") or {}),
-        config=config,
-        model_state=model_state,
-        decoder_state=decoder_state,
+    return _exported(
+        config,
+        cfg_path,
+        model_state=_load_safetensors(weights_path) if states else None,
+        decoder_state=_load_safetensors(decoder_path) if (states and decoder and has_decoder) else None,
         has_decoder=has_decoder,
         origin=str(folder),
         location={"source": "local-dir", "file": str(folder)},
     )
+
+
+def _exported(config: dict[str, Any], where: object, **fields: Any) -> ExportedWeights:
+    """An :class:`ExportedWeights` whose description comes from a ``config.json`` (states in ``fields``)."""
+    architecture, num_classes, label_names, preprocess = _parse_config(config, where)
+    dira = dict(config.get("dira") or {})
+    return ExportedWeights(architecture, num_classes, label_names, preprocess, dira, config, **fields)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -388,15 +388,9 @@ def _fetch_hub(src: Source, *, cache_dir, decoder: bool, states: bool) -> Export
             raise WeightsError(f"hf-hub:{repo}@{rev} has no decoder ({DECODER_NAME}); head='unet' needs one")
     folder = paths[CONFIG_NAME].parent
     if not states:
-        config = _read_config(paths[CONFIG_NAME])
-        arch, nc, labels, pre = _parse_config(config, f"hf-hub:{repo}")
-        return ExportedWeights(
-            arch,
-            nc,
-            labels,
-            pre,
-            dict(config.get("dira") or {}),
-            config,
+        return _exported(
+            _read_config(paths[CONFIG_NAME]),
+            f"hf-hub:{repo}",
             origin=f"hf-hub:{repo}@{rev}",
             location=_hub_location(repo, rev),
         )
